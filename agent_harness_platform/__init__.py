@@ -1,0 +1,51 @@
+"""Agent Harness Platform: declarative agent profiles, run durably on Kitaru with safe rails.
+
+A team describes an agent as a :class:`Profile`; :func:`build_agent` turns it into a plain
+PydanticAI agent with exactly the allowed tools, and :class:`AgentSession` runs it as durable
+turns inside a ``@kitaru.flow`` with the sandbox, skills, credential proxy, typed services and
+approval rails the profile asks for.
+"""
+
+from .agent import Rails, build_agent, build_tools, make_exec_tool
+from .errors import (
+    ApprovalRejected,
+    ConfigurationError,
+    HarnessError,
+    HarnessRuntimeError,
+    ProxyError,
+    SandboxError,
+    SandboxUnavailable,
+)
+from .models import OFFLINE, CountingModel, ModelChoice, choose_model, resolve_model
+from .offline import OfflineModel
+from .profile import TOOL_NAMES, Profile, SandboxSettings
+from .session import AgentSession, sandbox_config_for
+from .stage import ForcedFailure, env_flag, run_stage
+
+__all__ = [
+    "OFFLINE",
+    "TOOL_NAMES",
+    "AgentSession",
+    "ApprovalRejected",
+    "ConfigurationError",
+    "CountingModel",
+    "ForcedFailure",
+    "HarnessError",
+    "HarnessRuntimeError",
+    "ModelChoice",
+    "OfflineModel",
+    "Profile",
+    "ProxyError",
+    "Rails",
+    "SandboxError",
+    "SandboxSettings",
+    "SandboxUnavailable",
+    "build_agent",
+    "build_tools",
+    "choose_model",
+    "env_flag",
+    "make_exec_tool",
+    "resolve_model",
+    "run_stage",
+    "sandbox_config_for",
+]

@@ -1,0 +1,28 @@
+"""Small, safe touch points with Kitaru used across the rails."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+logger = logging.getLogger("agent_harness_platform")
+
+
+def log_metadata(**values: Any) -> None:
+    """Attach metadata to the current checkpoint or run; a no-op outside a Kitaru flow.
+
+    The rails also work in a plain PydanticAI agent (a team's tests, a notebook), where there
+    is no run to attach to. A failure to record metadata never fails the agent's work.
+    """
+    import kitaru
+    from kitaru.errors import KitaruContextError
+    from kitaru.runtime import current_execution_id
+
+    if current_execution_id() is None:
+        return
+    try:
+        kitaru.log(**values)
+    except KitaruContextError:
+        return
+    except Exception:  # metadata is best-effort; the run's own work must go on
+        logger.debug("could not record run metadata %s", sorted(values), exc_info=True)

@@ -20,6 +20,7 @@ from .models import OFFLINE, CountingModel, ModelChoice, choose_model, resolve_m
 from .offline import OfflineModel
 from .profile import TOOL_NAMES, Profile, SandboxSettings
 from .session import AgentSession, sandbox_config_for
+from .skills import LocalSkillSource, SkillSource, make_skill_tool, skill_tree_hash
 from .stage import ForcedFailure, env_flag, run_stage
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "ForcedFailure",
     "HarnessError",
     "HarnessRuntimeError",
+    "LocalSkillSource",
     "ModelChoice",
     "OfflineModel",
     "Profile",
@@ -40,12 +42,15 @@ __all__ = [
     "SandboxError",
     "SandboxSettings",
     "SandboxUnavailable",
+    "SkillSource",
     "build_agent",
     "build_tools",
     "choose_model",
     "env_flag",
     "make_exec_tool",
+    "make_skill_tool",
     "resolve_model",
     "run_stage",
     "sandbox_config_for",
+    "skill_tree_hash",
 ]

@@ -132,8 +132,8 @@ def build_tools(profile: Profile, rails: Rails | None = None) -> list[Tool[Any]]
     if "skill" in allowed:
         if rails.skill_root is None:
             raise ConfigurationError(
-                f"profile {profile.name!r} allows `skill` but has no skill source; set "
-                "skill_source=LocalSkillSource(path=...) or remove 'skill' from allowed_tools"
+                f"profile {profile.name!r} allows `skill` but no skill root was given; pass "
+                "Rails(skill_root=profile.skill_source.resolve()) (AgentSession does this)"
             )
         from .skills import make_skill_tool
 

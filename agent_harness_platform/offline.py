@@ -17,6 +17,7 @@ import hashlib
 import json
 import re
 import shlex
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,8 +126,10 @@ def _current_turn(messages: list[ModelMessage]) -> tuple[str, int]:
         if isinstance(message, ModelRequest):
             for part in message.parts:
                 if isinstance(part, UserPromptPart):
-                    text = part.content if isinstance(part.content, str) else " ".join(
-                        str(c) for c in part.content if isinstance(c, str)
+                    text = (
+                        part.content
+                        if isinstance(part.content, str)
+                        else " ".join(str(c) for c in part.content if isinstance(c, str))
                     )
                     return text, index
     return "", 0
@@ -155,15 +158,19 @@ def _learn(facts: _Facts, ex: _Exchange) -> None:
             data = _as_data(stdout)
             if isinstance(data, dict):
                 facts.wiki_excerpts = [
-                    str(s.get("excerpt", "")) for s in data.get("snippets", []) if isinstance(s, dict)
+                    str(s.get("excerpt", ""))
+                    for s in data.get("snippets", [])
+                    if isinstance(s, dict)
                 ]
-        elif stdout and not command.startswith("cd "):
+        elif stdout and not command.startswith("cd ") and "<<'EOF'" not in command:
             facts.extra_outputs.append((command, stdout))
     elif ex.call.tool_name == "exec_service" and isinstance(result, dict):
         payload = result.get("result") if isinstance(result.get("result"), dict) else {}
         if args.get("service_name") == "lookup_wiki":
             facts.wiki_excerpts = [
-                str(s.get("excerpt", "")) for s in payload.get("snippets", []) if isinstance(s, dict)
+                str(s.get("excerpt", ""))
+                for s in payload.get("snippets", [])
+                if isinstance(s, dict)
             ]
         elif args.get("service_name") == "publish_summary":
             facts.message_id = payload.get("message_id")
@@ -214,12 +221,15 @@ def _investigation_report(facts: _Facts, done: list[_Exchange]) -> str:
         f"- Kernel: {facts.kernel}" if facts.kernel else None,
         f"- Current user: {facts.user}" if facts.user else None,
         f"- Processes: {facts.processes}" if facts.processes else None,
-        f"- Working directory: {facts.cwd}" if facts.cwd and any(
-            _call_args(ex.call).get("command", "").startswith("cd ") for ex in done
-        ) else None,
+        f"- Working directory: {facts.cwd}"
+        if facts.cwd
+        and any(_call_args(ex.call).get("command", "").startswith("cd ") for ex in done)
+        else None,
     ]
     body = "\n".join(line for line in lines if line)
-    commands = [str(_call_args(ex.call).get("command", "")) for ex in done if ex.call.tool_name == "exec"]
+    commands = [
+        str(_call_args(ex.call).get("command", "")) for ex in done if ex.call.tool_name == "exec"
+    ]
     if commands:
         body += "\n\nCommands run (one per question): " + "; ".join(f"`{c}`" for c in commands)
     return body or "Nothing was found."
@@ -237,7 +247,9 @@ _INTENTS: list[tuple[re.Pattern[str], str]] = [
 
 
 def _wants_no_commands(prompt: str) -> bool:
-    return bool(re.search(r"\bno new commands\b|\bwithout (running )?(any )?commands\b", prompt, re.I))
+    return bool(
+        re.search(r"\bno new commands\b|\bwithout (running )?(any )?commands\b", prompt, re.I)
+    )
 
 
 def _summary_file(text: str) -> str | None:
@@ -261,7 +273,9 @@ def _prompt_plan(prompt: str, facts: _Facts) -> list[_Call]:
         plan.append(_Call("exec", {"command": f"cd {cd.group(1)}"}))
     target = _summary_file(prompt)
     if target:
-        plan.append(_Call("exec", {"command": _write_file_command(target, _machine_summary(facts))}))
+        plan.append(
+            _Call("exec", {"command": _write_file_command(target, _machine_summary(facts))})
+        )
     return plan
 
 
@@ -276,7 +290,7 @@ class _Step:
 
 
 _STEP_RE = re.compile(r"^\s{0,3}(\d+)[.)]\s+", re.M)
-_FENCE_RE = re.compile(r"```[a-zA-Z]*\n(.*?)```", re.S)
+_FENCE_RE = re.compile(r"```[a-zA-Z]*\n(.*?)^\s*```", re.S | re.M)
 _INLINE_RE = re.compile(r"`([^`\n]+)`")
 _CALL_RE = re.compile(r"^(exec_service|ask_question|exec)\((.*)\)$", re.S)
 
@@ -295,7 +309,7 @@ def _parse_steps(markdown: str) -> list[_Step]:
         end = starts[index + 1] if index + 1 < len(starts) else len(body)
         chunk = _STEP_RE.sub("", body[start:end], count=1).strip()
         fence = _FENCE_RE.search(chunk)
-        code = fence.group(1).rstrip("\n") if fence else None
+        code = textwrap.dedent(fence.group(1)).strip() if fence else None
         text = _FENCE_RE.sub("", chunk).strip()
         steps.append(_Step(text=" ".join(text.split()), code=code))
     return steps
@@ -421,7 +435,9 @@ def _skill_answer(facts: _Facts, summary: str, template: str | None, file_back: 
         parts.append(f"`{command}` printed: {output[:300]}")
     host = facts.hostname or "the sandbox"
     where = f" (user {facts.user}, cwd {facts.cwd})" if facts.user or facts.cwd else ""
-    parts.append(f"Host investigated: {host}, {facts.os_name or 'unknown OS'}, kernel {facts.kernel or 'unknown'}{where}.")
+    parts.append(
+        f"Host investigated: {host}, {facts.os_name or 'unknown OS'}, kernel {facts.kernel or 'unknown'}{where}."
+    )
     return "\n\n".join(parts)
 
 
@@ -461,14 +477,28 @@ def _respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         r"\b(skills?|procedure)\b", f"{instructions}\n{prompt}", re.I
     )
     if follows_skill:
-        listed = [ex for ex in this_turn if ex.call.tool_name == "skill" and _call_args(ex.call).get("action") == "list"]
-        reads = [ex for ex in this_turn if ex.call.tool_name == "skill" and _call_args(ex.call).get("action") == "read"]
+        listed = [
+            ex
+            for ex in this_turn
+            if ex.call.tool_name == "skill" and _call_args(ex.call).get("action") == "list"
+        ]
+        reads = [
+            ex
+            for ex in this_turn
+            if ex.call.tool_name == "skill" and _call_args(ex.call).get("action") == "read"
+        ]
         if not listed:
             return call(_Call("skill", {"action": "list"}))
         if not reads:
-            skills = (listed[-1].result or {}).get("skills", []) if isinstance(listed[-1].result, dict) else []
+            skills = (
+                (listed[-1].result or {}).get("skills", [])
+                if isinstance(listed[-1].result, dict)
+                else []
+            )
             if not skills:
-                return ModelResponse(parts=[TextPart("I have no skills to follow: the skill list is empty.")])
+                return ModelResponse(
+                    parts=[TextPart("I have no skills to follow: the skill list is empty.")]
+                )
             text = f"{instructions}\n{prompt}"
             chosen = next((s for s in skills if str(s.get("name")) in text), skills[0])
             return call(_Call("skill", {"action": "read", "path": chosen.get("path")}))
@@ -505,7 +535,9 @@ def _paragraph(facts: _Facts) -> str:
         parts.append(f"Anything you run here runs as the user '{facts.user}'.")
     if facts.processes:
         parts.append(f"When it was inspected, {facts.processes} processes were running.")
-    parts.append("These facts come from the commands of the investigation; no new commands were run.")
+    parts.append(
+        "These facts come from the commands of the investigation; no new commands were run."
+    )
     return " ".join(parts)
 
 

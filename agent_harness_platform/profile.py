@@ -22,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from .skills.source import LocalSkillSource
+
 __all__ = [
     "TOOL_NAMES",
     "Profile",
@@ -98,7 +100,9 @@ class Profile(BaseModel):
     )
     allowed_tools: frozenset[ToolName] = Field(
         default_factory=frozenset,
-        description="Tools the agent may call: exec, skill, exec_service, ask_question. Empty: none.",
+        description=(
+            "Tools the agent may call: exec, skill, exec_service, ask_question. Empty: none."
+        ),
     )
     allowed_services: frozenset[str] = Field(
         default_factory=frozenset,
@@ -109,6 +113,13 @@ class Profile(BaseModel):
         description=(
             "Tool or service names that need a person's approval before each call "
             "(e.g. `publish_summary`). The approval is bound to the exact arguments."
+        ),
+    )
+    skill_source: LocalSkillSource | None = Field(
+        default=None,
+        description=(
+            "Where the agent's SKILL.md procedures live (needed by the `skill` tool). The files "
+            "are part of every turn's cache key: editing one re-executes the next run."
         ),
     )
     sandbox: SandboxSettings = Field(
@@ -161,6 +172,11 @@ class Profile(BaseModel):
             raise ValueError(
                 "allowed_services is set but the exec_service tool is not allowed; "
                 "add 'exec_service' to allowed_tools or clear allowed_services"
+            )
+        if "skill" in self.allowed_tools and self.skill_source is None:
+            raise ValueError(
+                "the skill tool is allowed but skill_source is not set; set "
+                "skill_source=LocalSkillSource('skills/...') or remove 'skill' from allowed_tools"
             )
         return self
 

@@ -12,6 +12,7 @@ import logging
 import os
 from contextlib import ExitStack
 from dataclasses import replace
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
@@ -82,6 +83,7 @@ class AgentSession:
         self.agent: Any = None
         self.cache_metadata: dict[str, str] = {}
         self.skill_files_read: list[str] = []
+        self.skill_root: Path | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -120,7 +122,10 @@ class AgentSession:
             raise
         self._stack = stack
         log_metadata(
-            ahp_profile={"name": self.profile.name, "fingerprint": self.cache_metadata["ahp_profile"]},
+            ahp_profile={
+                "name": self.profile.name,
+                "fingerprint": self.cache_metadata["ahp_profile"],
+            },
             ahp_model=inner.model_name,
         )
 
@@ -140,6 +145,15 @@ class AgentSession:
         profile = self.profile
         rails = self._extra_rails
         skills_hash = ""
+        if profile.skill_source is not None:
+            from .skills import skill_tree_hash, validate_skill_tree
+
+            root = profile.skill_source.resolve()
+            validate_skill_tree(root)
+            skills_hash = skill_tree_hash(root)
+            self.skill_root = root
+            if rails.skill_root is None:
+                rails = replace(rails, skill_root=root, on_skill_read=self._record_skill_read)
         if "exec" in profile.allowed_tools and rails.sandbox is None:
             from .sandbox import open_sandbox
 
@@ -147,6 +161,15 @@ class AgentSession:
             stack.enter_context(sandbox)
             rails = replace(rails, sandbox=sandbox)
         return rails, skills_hash
+
+    def _record_skill_read(self, relative_path: str) -> None:
+        self.skill_files_read.append(relative_path)
+        log_metadata(
+            ahp_skills={
+                "tree_hash": self.cache_metadata.get("ahp_skills", ""),
+                "files_read": sorted(set(self.skill_files_read)),
+            }
+        )
 
     # -- turns -------------------------------------------------------------------------------
 
@@ -156,7 +179,9 @@ class AgentSession:
         """Run one durable turn. Under the turn strategy it is one checkpoint, served from the
         cache when the prompt, history, profile, model and skill files are unchanged."""
         if self.durable is None:
-            raise RuntimeError("AgentSession.turn() called before start(); use `with AgentSession(...)`")
+            raise RuntimeError(
+                "AgentSession.turn() called before start(); use `with AgentSession(...)`"
+            )
         result: AgentRunResult[str] = self.durable.run_sync(
             prompt, message_history=history, metadata=dict(self.cache_metadata)
         )

@@ -24,7 +24,16 @@ from .fakes import ScriptedSandbox, timed_out_result
 
 
 def profile(*tools: str) -> Profile:
-    return Profile(name="tester", system_prompt="Test.", model="offline", allowed_tools=set(tools))
+    source = {"path": "skills/basic"} if "skill" in tools else None
+    return Profile.model_validate(
+        {
+            "name": "tester",
+            "system_prompt": "Test.",
+            "model": "offline",
+            "allowed_tools": set(tools),
+            "skill_source": source,
+        }
+    )
 
 
 def test_empty_tool_set_builds_no_tools() -> None:
@@ -43,7 +52,7 @@ def test_only_allowed_tools_are_built() -> None:
     ("tool", "needle"),
     [
         ("exec", "no sandbox"),
-        ("skill", "skill source"),
+        ("skill", "no skill root"),
         ("exec_service", "ServiceContext"),
         ("ask_question", "ask"),
     ],

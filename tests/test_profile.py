@@ -10,7 +10,7 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from agent_harness_platform import Profile, SandboxSettings
+from agent_harness_platform import LocalSkillSource, Profile, SandboxSettings
 
 
 def make(**overrides: object) -> Profile:
@@ -64,6 +64,7 @@ def test_unknown_field_is_rejected() -> None:
 def test_round_trip_python_and_json() -> None:
     profile = make(
         allowed_tools=["exec", "skill"],
+        skill_source=LocalSkillSource("skills/basic"),
         sandbox=SandboxSettings(backend="bwrap", memory_mb=256),
     )
     assert Profile.model_validate(profile.model_dump()) == profile
@@ -76,7 +77,7 @@ def test_fingerprint_changes_with_prompt_model_and_tools() -> None:
     variants = [
         make(allowed_tools=["exec"], system_prompt="Be brief."),
         make(allowed_tools=["exec"], model="offline"),
-        make(allowed_tools=["exec", "skill"]),
+        make(allowed_tools=["exec", "skill"], skill_source={"path": "skills/basic"}),
         make(allowed_tools=["exec"], sandbox=SandboxSettings(memory_mb=1024)),
     ]
     fingerprints = {base.fingerprint(), *(v.fingerprint() for v in variants)}
@@ -85,7 +86,10 @@ def test_fingerprint_changes_with_prompt_model_and_tools() -> None:
 
 def test_fingerprint_is_the_same_in_another_process() -> None:
     """Set order is randomised per process; the fingerprint must not be."""
-    profile = make(allowed_tools=["exec", "skill", "ask_question", "exec_service"])
+    profile = make(
+        allowed_tools=["exec", "skill", "ask_question", "exec_service"],
+        skill_source={"path": "skills/basic"},
+    )
     code = (
         "from agent_harness_platform import Profile; import sys, json;"
         "print(Profile.model_validate(json.loads(sys.argv[1])).fingerprint())"
@@ -99,3 +103,8 @@ def test_fingerprint_is_the_same_in_another_process() -> None:
         )
         seen.add(out.stdout.strip())
     assert seen == {profile.fingerprint()}
+
+
+def test_skill_tool_without_a_source_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="skill_source is not set"):
+        make(allowed_tools=["skill"])

@@ -1,0 +1,77 @@
+"""Turn checkpoints in a real (per-process) Kitaru store: what is cached and what is not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import kitaru
+import pytest
+
+from agent_harness_platform import AgentSession, Profile, Rails
+
+from .fakes import ScriptedSandbox
+from .test_offline import ANSWERS, TURN_1, TURN_2
+
+SANDBOX = ScriptedSandbox(ANSWERS)
+
+
+@kitaru.flow
+def two_turns(profile: dict, model: str) -> str:
+    with AgentSession(
+        Profile.model_validate(profile), model=model, rails=Rails(sandbox=SANDBOX)
+    ) as session:
+        first = session.turn(TURN_1)
+        second = session.turn(TURN_2, history=first.all_messages())
+    return str(second.output)
+
+
+def base_profile(**changes: object) -> Profile:
+    fields: dict[str, object] = {
+        "name": "durable",
+        "system_prompt": "Investigate the machine, one command per question.",
+        "model": "offline",
+        "allowed_tools": {"exec"},
+    }
+    fields.update(changes)
+    return Profile.model_validate(fields)
+
+
+@pytest.fixture
+def call_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("AHP_MODEL_CALL_LOG", str(log))
+    return log
+
+
+def paid(log: Path) -> int:
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def run(profile: Profile) -> str:
+    return str(two_turns.run(profile=profile.model_dump(mode="json"), model="offline").wait())
+
+
+@pytest.mark.timeout(300)
+def test_edited_prompt_re_executes_turn_one_and_unchanged_profile_is_cached(call_log: Path) -> None:
+    first = run(base_profile())
+    assert paid(call_log) == 6
+    assert "Testix 9 (fable)" in first
+
+    again = run(base_profile())
+    assert paid(call_log) == 6, "an unchanged profile must be served from the cache"
+    assert again == first
+
+    run(base_profile(system_prompt="Investigate the machine. Be terse."))
+    assert paid(call_log) == 12, "an edited system prompt must re-execute both turns"
+
+    run(base_profile(sandbox={"command_timeout": 30}))
+    assert paid(call_log) == 18, "any profile change is part of the cache key"
+
+
+@pytest.mark.timeout(300)
+def test_disabled_cache_re_executes(call_log: Path) -> None:
+    profile = base_profile(name="uncached")
+    run(profile)
+    assert paid(call_log) == 6
+    two_turns.run(profile=profile.model_dump(mode="json"), model="offline", cache=False).wait()
+    assert paid(call_log) == 12

@@ -32,8 +32,7 @@ TURN_1 = (
     "one command per question."
 )
 TURN_2 = (
-    "Write a one-paragraph summary for someone who has never seen this machine; "
-    "no new commands."
+    "Write a one-paragraph summary for someone who has never seen this machine; no new commands."
 )
 
 

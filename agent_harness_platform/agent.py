@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic_ai import Agent, ModelRetry, Tool
 from pydantic_ai.models import Model
+from pydantic_ai.toolsets import AbstractToolset, FunctionToolset
 
 from ._kitaru import log_metadata
+from .approval import ApprovalGate, ApprovalToolset, make_ask_question_tool
 from .errors import ConfigurationError
 from .models import resolve_model
 from .profile import Profile
@@ -91,8 +93,8 @@ def make_exec_tool(sandbox: Sandbox, *, default_timeout: float = 120.0) -> Tool[
         limit = default_timeout if timeout is None else timeout
         if not 0 < limit <= MAX_TIMEOUT:
             raise ModelRetry(
-                f"timeout={timeout!r} is out of range; use a number of seconds in (0, {MAX_TIMEOUT:g}]"
-                " or leave it out."
+                f"timeout={timeout!r} is out of range; use a number of seconds in "
+                f"(0, {MAX_TIMEOUT:g}] or leave it out."
             )
         result = sandbox.run(command, timeout=limit)
         log_metadata(
@@ -160,8 +162,6 @@ def build_tools(profile: Profile, rails: Rails | None = None) -> list[Tool[Any]]
                 f"profile {profile.name!r} allows `ask_question` but nothing was given to ask "
                 "a person with; pass Rails(ask=...) (see agent_harness_platform.approval)"
             )
-        from .approval import make_ask_question_tool
-
         tools.append(make_ask_question_tool(rails.ask))
     return tools
 
@@ -171,17 +171,23 @@ def build_agent(
     *,
     model: Model | None = None,
     rails: Rails | None = None,
+    approval: ApprovalGate | None = None,
 ) -> Agent[None, str]:
     """A plain ``pydantic_ai.Agent`` named after the profile, with only its allowed tools.
 
     ``model`` defaults to ``resolve_model(profile.model)``, which raises a
     ConfigurationError naming the missing API key variable rather than falling back.
+    With ``approval``, tools named as approval points pause for a person before each call
+    (services are gated by the same gate through ``Rails.before_service_call``).
     """
     resolved = model if model is not None else resolve_model(profile.model)
+    toolset: AbstractToolset[None] = FunctionToolset(build_tools(profile, rails))
+    if approval is not None:
+        toolset = ApprovalToolset(toolset, gate=approval)
     return Agent(
         resolved,
         name=profile.name,
         instructions=profile.system_prompt,
-        tools=build_tools(profile, rails),
+        toolsets=[toolset],
         output_type=str,
     )

@@ -73,7 +73,11 @@ def resolve_model(spec: str, *, env: Mapping[str, str] | None = None) -> Model:
         raise ConfigurationError(
             f"model {spec!r} needs the environment variable {missing}, which is not set. "
             f"Export {missing}=..., or use model='offline' for the scripted offline model"
-            + (", or set OPENAI_BASE_URL for a local OpenAI-compatible server" if provider == "openai" else "")
+            + (
+                ", or set OPENAI_BASE_URL for a local OpenAI-compatible server"
+                if provider == "openai"
+                else ""
+            )
         )
     if provider == "openai":
         from pydantic_ai.models.openai import OpenAIChatModel
@@ -111,7 +115,9 @@ def choose_model(profile_model: str, *, env: Mapping[str, str] | None = None) ->
     if override:
         return ModelChoice(override, f"[model] using {override} (from AHP_MODEL)")
     if profile_model == OFFLINE:
-        return ModelChoice(OFFLINE, "[model] using the offline scripted model (profile says 'offline')")
+        return ModelChoice(
+            OFFLINE, "[model] using the offline scripted model (profile says 'offline')"
+        )
     provider, _ = _split(profile_model)
     missing = _missing_key(provider, env)
     if missing is None:

@@ -19,6 +19,7 @@ import re
 import shlex
 import textwrap
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydantic_ai.messages import (
@@ -199,7 +200,7 @@ def _machine_summary(facts: _Facts) -> str:
     kernel = facts.kernel or "an unknown kernel"
     first = f"This machine runs {os_name} on Linux kernel {kernel}."
     if facts.wiki_excerpts:
-        second = f"According to the team wiki, {_sentence(_first_sentence(facts.wiki_excerpts[0]))}"
+        second = f"The team wiki says: {_sentence(_first_sentence(facts.wiki_excerpts[0]))}"
     elif facts.user:
         load = f" with {facts.processes} processes running" if facts.processes else ""
         second = f"It was inspected as the user '{facts.user}'{load}."
@@ -270,7 +271,9 @@ def _prompt_plan(prompt: str, facts: _Facts) -> list[_Call]:
     plan = [_Call("exec", {"command": cmd}) for pattern, cmd in _INTENTS if pattern.search(prompt)]
     cd = re.search(r"\bcd (?:in(?:to)? )?(/[\w./-]*)", prompt)
     if cd:
-        plan.append(_Call("exec", {"command": f"cd {cd.group(1)}"}))
+        # "cd into /tmp." ends a sentence; the period is not part of the path.
+        target_dir = cd.group(1).rstrip(".") or "/"
+        plan.append(_Call("exec", {"command": f"cd {target_dir}"}))
     target = _summary_file(prompt)
     if target:
         plan.append(
@@ -435,9 +438,8 @@ def _skill_answer(facts: _Facts, summary: str, template: str | None, file_back: 
         parts.append(f"`{command}` printed: {output[:300]}")
     host = facts.hostname or "the sandbox"
     where = f" (user {facts.user}, cwd {facts.cwd})" if facts.user or facts.cwd else ""
-    parts.append(
-        f"Host investigated: {host}, {facts.os_name or 'unknown OS'}, kernel {facts.kernel or 'unknown'}{where}."
-    )
+    os_name, kernel = facts.os_name or "unknown OS", facts.kernel or "unknown"
+    parts.append(f"Host investigated: {host}, {os_name}, kernel {kernel}{where}.")
     return "\n\n".join(parts)
 
 
@@ -518,7 +520,7 @@ def _respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
                 parts=[TextPart("I cannot run commands: the `exec` tool is not available to me.")]
             )
         return call(step)
-    if _wants_no_commands(prompt) or re.search(r"\bsummary\b", prompt, re.I) and not plan:
+    if _wants_no_commands(prompt) or (re.search(r"\bsummary\b", prompt, re.I) and not plan):
         return ModelResponse(parts=[TextPart(_paragraph(facts))])
     if plan and _summary_file(prompt) and facts.last_stdout:
         return ModelResponse(parts=[TextPart(facts.last_stdout)])
@@ -528,9 +530,8 @@ def _respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
 def _paragraph(facts: _Facts) -> str:
     if not (facts.os_name or facts.kernel):
         return "There is nothing to summarise yet: no earlier findings are in this conversation."
-    parts = [
-        f"This is a {facts.os_name or 'Linux'} machine running Linux kernel {facts.kernel or 'of unknown version'}."
-    ]
+    os_name, kernel = facts.os_name or "Linux", facts.kernel or "of unknown version"
+    parts = [f"This is a {os_name} machine running Linux kernel {kernel}."]
     if facts.user:
         parts.append(f"Anything you run here runs as the user '{facts.user}'.")
     if facts.processes:
@@ -541,8 +542,18 @@ def _paragraph(facts: _Facts) -> str:
     return " ".join(parts)
 
 
+def behaviour_version() -> str:
+    """A hash of this module's source: the offline model's "weights".
+
+    It joins the turn cache key, so a changed offline model never serves turns it would no
+    longer produce (a real model's name plays that role).
+    """
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+
 class OfflineModel(FunctionModel):
     """The deterministic offline stand-in. ``model_name`` is ``offline-scripted``."""
 
     def __init__(self) -> None:
         super().__init__(_respond, model_name=OFFLINE_MODEL_NAME)
+        self.behaviour_version = behaviour_version()

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from .proxy.rules import ProxyRule
 from .skills.source import LocalSkillSource
 
 __all__ = [
@@ -122,6 +123,21 @@ class Profile(BaseModel):
             "are part of every turn's cache key: editing one re-executes the next run."
         ),
     )
+    proxy_rules: tuple[ProxyRule, ...] = Field(
+        default=(),
+        description=(
+            "Credential rules of the proxy: which headers (with {{ secret.key }} templates "
+            "resolved on the host) are injected for which hosts. With no rules and no "
+            "allowed_hosts the sandbox has no network at all."
+        ),
+    )
+    allowed_hosts: frozenset[str] = Field(
+        default_factory=frozenset,
+        description=(
+            "Hosts the sandbox may reach through the proxy without any credential. Every "
+            "host that is neither here nor in a rule is denied."
+        ),
+    )
     sandbox: SandboxSettings = Field(
         default_factory=SandboxSettings, description="Sandbox backend and limits for `exec`."
     )
@@ -160,7 +176,7 @@ class Profile(BaseModel):
             raise ValueError("system_prompt is empty; say what the agent is for")
         return value
 
-    @field_serializer("allowed_tools", "allowed_services", "approval_points")
+    @field_serializer("allowed_tools", "allowed_services", "approval_points", "allowed_hosts")
     def _sorted_set(self, value: frozenset[str]) -> list[str]:
         # Sets dump sorted so the dump, and so the fingerprint, is the same in every process
         # (string hashing, and so set order, is randomised per process).
@@ -173,12 +189,27 @@ class Profile(BaseModel):
                 "allowed_services is set but the exec_service tool is not allowed; "
                 "add 'exec_service' to allowed_tools or clear allowed_services"
             )
+        gated_tools = {p for p in self.approval_points if p in TOOL_NAMES}
+        unknown_points = self.approval_points - gated_tools - self.allowed_services
+        if unknown_points:
+            raise ValueError(
+                f"approval_points {sorted(unknown_points)} name neither a tool nor an allowed "
+                "service; name a tool from allowed_tools or a service from allowed_services"
+            )
+        if "ask_question" in gated_tools:
+            raise ValueError(
+                "ask_question already waits for a person; it cannot be an approval point"
+            )
         if "skill" in self.allowed_tools and self.skill_source is None:
             raise ValueError(
                 "the skill tool is allowed but skill_source is not set; set "
                 "skill_source=LocalSkillSource('skills/...') or remove 'skill' from allowed_tools"
             )
         return self
+
+    def needs_a_person(self) -> bool:
+        """True when a run of this profile can pause for a person (ask_question, approvals)."""
+        return "ask_question" in self.allowed_tools or bool(self.approval_points)
 
     def fingerprint(self) -> str:
         """A stable hash of everything in the profile (prompt, model, tools, rails).

@@ -8,8 +8,11 @@ skill files, so editing any of them never serves a stale turn.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import uuid
+from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -22,8 +25,10 @@ from pydantic_ai.models import Model
 
 from ._kitaru import log_metadata
 from .agent import Rails, build_agent
+from .approval import ApprovalGate, HumanChannel, KitaruWaitChannel, QuestionAsker
+from .errors import ConfigurationError
 from .models import CountingModel, resolve_model
-from .profile import Profile
+from .profile import TOOL_NAMES, Profile
 from .sandbox.base import SandboxConfig
 
 __all__ = ["AgentSession", "CheckpointStrategy", "sandbox_config_for"]
@@ -50,6 +55,13 @@ def sandbox_config_for(profile: Profile) -> SandboxConfig:
     )
 
 
+def _run_key() -> str:
+    """The idempotency scope of side effects: the Kitaru execution (stable across resume)."""
+    from kitaru.runtime import current_execution_id
+
+    return current_execution_id() or f"local-{uuid.uuid4().hex}"
+
+
 class AgentSession:
     """Start a profile's rails, run durable turns, stop everything on exit.
 
@@ -71,8 +83,29 @@ class AgentSession:
         checkpoint_strategy: CheckpointStrategy = "turn",
         allow_host: bool = False,
         rails: Rails | None = None,
+        proxy_upstreams: Mapping[str, str] | None = None,
+        service_urls: Mapping[str, str] | None = None,
+        channel: HumanChannel | None = None,
     ) -> None:
+        if profile.needs_a_person() and checkpoint_strategy == "turn":
+            raise ConfigurationError(
+                f"profile {profile.name!r} can wait for a person (ask_question or approval "
+                "points), and a wait cannot happen inside a turn checkpoint; use "
+                "AgentSession(..., checkpoint_strategy='calls')"
+            )
+        if (
+            "exec_service" in profile.allowed_tools
+            and not service_urls
+            and (rails is None or rails.services is None)
+        ):
+            raise ConfigurationError(
+                f"profile {profile.name!r} allows exec_service; pass service_urls="
+                "{'wiki': ..., 'webhook': ...} (the base URLs of the internal services)"
+            )
         self.profile = profile
+        self._proxy_upstreams = dict(proxy_upstreams or {})
+        self._service_urls = dict(service_urls or {})
+        self._channel = channel
         self._model_arg = model
         self._strategy = checkpoint_strategy
         self._allow_host = allow_host
@@ -84,6 +117,8 @@ class AgentSession:
         self.cache_metadata: dict[str, str] = {}
         self.skill_files_read: list[str] = []
         self.skill_root: Path | None = None
+        self.approvals: ApprovalGate | None = None
+        self._turns = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -108,13 +143,17 @@ class AgentSession:
             rails, skills_hash = self._start_rails(stack)
             inner = self._resolve_model()
             self.model = CountingModel(inner, log_path=os.environ.get(MODEL_CALL_LOG_ENV) or None)
-            self.agent = build_agent(self.profile, model=self.model, rails=rails)
-            from kitaru.adapters.pydantic_ai import KitaruAgent
-
-            self.durable = KitaruAgent(self.agent, checkpoint_strategy=self._strategy)
+            gate = None
+            if self.profile.approval_points:
+                gate = ApprovalGate(self.profile.approval_points, self._human())
+                rails = replace(rails, before_service_call=gate.check_service)
+            self.approvals = gate
+            self.agent = build_agent(self.profile, model=self.model, rails=rails, approval=gate)
+            self.durable = self._wrap(self.agent)
             self.cache_metadata = {
                 "ahp_profile": self.profile.fingerprint(),
-                "ahp_model": inner.model_name,
+                "ahp_model": inner.model_name
+                + (f"@{version}" if (version := getattr(inner, "behaviour_version", "")) else ""),
                 "ahp_skills": skills_hash,
             }
         except BaseException:
@@ -127,6 +166,7 @@ class AgentSession:
                 "fingerprint": self.cache_metadata["ahp_profile"],
             },
             ahp_model=inner.model_name,
+            ahp_runner_pid=os.getpid(),
         )
 
     def close(self) -> None:
@@ -134,6 +174,33 @@ class AgentSession:
         stack, self._stack = self._stack, None
         if stack is not None:
             stack.close()
+
+    def _human(self) -> HumanChannel:
+        if self._channel is None:
+            self._channel = KitaruWaitChannel()
+        return self._channel
+
+    def _wrap(self, agent: Any) -> Any:
+        from kitaru.adapters.pydantic_ai import CapturePolicy, KitaruAgent
+
+        if self._strategy == "turn":
+            return KitaruAgent(agent, checkpoint_strategy="turn")
+        # Calls strategy: each model request and tool call is its own checkpoint. Tools that
+        # wait for a person must run at flow scope, so they opt out of their checkpoint and
+        # run on the workflow thread. Prompts are not saved as artifacts, and the
+        # conversation id is fixed per turn, so a re-run after a crash hits the cache.
+        waits = {p for p in self.profile.approval_points if p in TOOL_NAMES}
+        if "ask_question" in self.profile.allowed_tools:
+            waits.add("ask_question")
+        if self.profile.approval_points & self.profile.allowed_services:
+            waits.add("exec_service")
+        return KitaruAgent(
+            agent,
+            checkpoint_strategy="calls",
+            capture=CapturePolicy(save_prompts=False),
+            tool_checkpoint_config_by_name=dict.fromkeys(sorted(waits), False),
+            allow_sync_tool_body_waits=bool(waits),
+        )
 
     def _resolve_model(self) -> Model:
         arg = self._model_arg
@@ -145,6 +212,30 @@ class AgentSession:
         profile = self.profile
         rails = self._extra_rails
         skills_hash = ""
+        proxy_endpoint = None
+        if profile.proxy_rules or profile.allowed_hosts:
+            from .proxy import CredentialProxy
+
+            proxy = CredentialProxy(
+                profile.proxy_rules,
+                allowed_hosts=profile.allowed_hosts,
+                upstream_overrides=self._proxy_upstreams,
+            )
+            stack.enter_context(proxy)
+            proxy_endpoint = proxy.endpoint
+        if "exec_service" in profile.allowed_tools and rails.services is None:
+            from .services import ServiceContext
+
+            rails = replace(
+                rails,
+                services=ServiceContext(
+                    wiki_url=self._service_urls["wiki"],
+                    webhook_url=self._service_urls["webhook"],
+                    run_key=_run_key(),
+                ),
+            )
+        if "ask_question" in profile.allowed_tools and rails.ask is None:
+            rails = replace(rails, ask=QuestionAsker(self._human()))
         if profile.skill_source is not None:
             from .skills import skill_tree_hash, validate_skill_tree
 
@@ -157,7 +248,8 @@ class AgentSession:
         if "exec" in profile.allowed_tools and rails.sandbox is None:
             from .sandbox import open_sandbox
 
-            sandbox = open_sandbox(sandbox_config_for(profile), allow_host=self._allow_host)
+            config = replace(sandbox_config_for(profile), proxy=proxy_endpoint)
+            sandbox = open_sandbox(config, allow_host=self._allow_host)
             stack.enter_context(sandbox)
             rails = replace(rails, sandbox=sandbox)
         return rails, skills_hash
@@ -182,7 +274,13 @@ class AgentSession:
             raise RuntimeError(
                 "AgentSession.turn() called before start(); use `with AgentSession(...)`"
             )
+        self._turns += 1
+        extra: dict[str, Any] = {}
+        if self._strategy == "calls":
+            # A stable conversation id per turn keeps the calls' cache keys equal across runs.
+            seed = f"{self.cache_metadata}|{self._turns}|{prompt}"
+            extra["conversation_id"] = "ahp-" + hashlib.sha256(seed.encode()).hexdigest()[:24]
         result: AgentRunResult[str] = self.durable.run_sync(
-            prompt, message_history=history, metadata=dict(self.cache_metadata)
+            prompt, message_history=history, metadata=dict(self.cache_metadata), **extra
         )
         return result

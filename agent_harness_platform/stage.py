@@ -27,7 +27,7 @@ from .models import choose_model
 from .profile import Profile
 from .session import MODEL_CALL_LOG_ENV
 
-__all__ = ["ForcedFailure", "env_flag", "run_stage"]
+__all__ = ["ForcedFailure", "configure_logging", "env_flag", "run_stage"]
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -56,7 +56,8 @@ class _PlainFormatter(logging.Formatter):
         return message
 
 
-def _configure_logging() -> None:
+def configure_logging() -> None:
+    """Show the platform's ``[sandbox]``/``[proxy]``/... lines on stdout, as the stages do."""
     # The library configures no handlers; the stage scripts are an application, so they do.
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(_PlainFormatter())
@@ -64,10 +65,8 @@ def _configure_logging() -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
     root.propagate = False
-    mocks = logging.getLogger("mocks")
-    mocks.handlers[:] = [handler]
-    mocks.setLevel(logging.INFO)
-    mocks.propagate = False
+    # httpx logs every request at INFO; the platform's own lines already say what happened.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _count_lines(path: Path) -> int:
@@ -92,7 +91,7 @@ def run_stage(
     ``force_failure`` (bool) parameters; ``flow_kwargs`` adds stage-specific ones.
     """
     del argv  # reserved for future flags; the stage scripts take none today
-    _configure_logging()
+    configure_logging()
     choice = choose_model(profile.model)
     if choice.announcement:
         print(choice.announcement, flush=True)

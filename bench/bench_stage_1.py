@@ -33,7 +33,13 @@ def isolated_env(base: Path) -> dict[str, str]:
     config.mkdir(parents=True, exist_ok=True)
     repo.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
-    for key in ("FORCE_FAILURE", "DISABLE_CACHE", "AHP_MODEL", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+    for key in (
+        "FORCE_FAILURE",
+        "DISABLE_CACHE",
+        "AHP_MODEL",
+        "OPENAI_API_KEY",
+        "ANTHROPIC_API_KEY",
+    ):
         env.pop(key, None)
     env.update(
         KITARU_CONFIG_PATH=str(config),
@@ -52,8 +58,13 @@ def timed_run(env: dict[str, str], **flags: str) -> tuple[float, int]:
     before = len(log.read_text().splitlines()) if log.exists() else 0
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, str(SCRIPT)], cwd=ROOT, env={**env, **flags},
-        capture_output=True, text=True, check=False, timeout=600,
+        [sys.executable, str(SCRIPT)],
+        cwd=ROOT,
+        env={**env, **flags},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
     )
     elapsed = time.perf_counter() - started
     after = len(log.read_text().splitlines()) if log.exists() else 0
@@ -87,8 +98,13 @@ print(statistics.median(p), statistics.median(d))
     with tempfile.TemporaryDirectory(prefix="ahp-bench-") as tmp:
         env = isolated_env(Path(tmp))
         out = subprocess.run(
-            [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-            check=True, timeout=1200,
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=1200,
         )
     plain_s, durable_s = (float(x) for x in out.stdout.strip().splitlines()[-1].split())
     return plain_s, durable_s

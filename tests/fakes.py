@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import time
 from types import TracebackType
 
 from agent_harness_platform.sandbox.base import ExecResult
@@ -18,6 +16,7 @@ class ScriptedSandbox:
         self.id = "scripted"
         self.answers = answers or {}
         self.commands: list[tuple[str, float | None]] = []
+        self.cwd = "/workspace"
 
     def start(self) -> None:
         return None
@@ -40,17 +39,12 @@ class ScriptedSandbox:
         self.commands.append((command, timeout))
         if command in self.answers:
             return self.answers[command]
-        completed = subprocess.run(
-            ["bash", "-c", command], capture_output=True, text=True, timeout=10, check=False
-        )
-        return ExecResult(completed.returncode, completed.stdout, completed.stderr, "/", duration=0.0)
+        # Runs nothing: an unscripted command "succeeds" silently where the last one left off.
+        return ExecResult(0, "", "", self.cwd)
 
 
 def timed_out_result(seconds: float) -> ExecResult:
+    """What a sandbox returns for a command killed at its timeout."""
     return ExecResult(
         exit_code=124, stdout="", stderr="", cwd="/workspace", timed_out=True, duration=seconds
     )
-
-
-def now() -> float:
-    return time.monotonic()

@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_ai import ModelRetry, Tool
 
-from agent_harness_platform.errors import ConfigurationError
+from agent_harness_platform.errors import ApprovalRejected, ConfigurationError
 from agent_harness_platform.services.registry import (
     Service,
     ServiceCallError,
@@ -97,7 +97,8 @@ def make_exec_service_tool(
     of ``http_error``, ``unreachable``, ``timeout``, ``missing_secret``, ``bad_response``.
     A service not in ``allowed`` and invalid arguments raise ``ModelRetry``.
     ``before_call(name, args)`` runs with the validated args just before the handler; an
-    exception from it propagates (e.g. an approval that was rejected).
+    exception from it propagates, except :class:`ApprovalRejected`, which comes back as the
+    typed error ``rejected`` so the model is told and nothing runs.
     """
     check_services(registry, allowed)
     # Fixed now: registering more services later does not widen what this agent may call.
@@ -134,7 +135,15 @@ def make_exec_service_tool(
                 + f"\nExpected args: {_signature(service.args_model)}. Fix them and call again."
             ) from None
         if before_call is not None:
-            before_call(service.name, parsed)
+            try:
+                before_call(service.name, parsed)
+            except ApprovalRejected as exc:
+                logger.info("[services] %s not called: the approval was rejected", service.name)
+                return {
+                    "ok": False,
+                    "service": service.name,
+                    "error": {"code": "rejected", "status": None, "message": str(exc)},
+                }
         return _run(service, parsed, context)
 
     return Tool(

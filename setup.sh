@@ -56,10 +56,8 @@ say "syncing the Python environment (uv sync)"
 uv sync --quiet
 
 # --- mitmproxy in its own isolated environment (its pins conflict with the project's) -------------
-if [ -f agent_harness_platform/proxy/__init__.py ]; then
-  uvx --quiet --from mitmproxy==11.0.2 mitmdump --version >/dev/null
-  say "mitmproxy 11.0.2 ready (isolated uvx environment)"
-fi
+uv run --quiet python -m agent_harness_platform.proxy warm >/dev/null
+say "mitmproxy 11.0.2 ready (isolated uvx environment)"
 
 # --- proxy CA and demo secrets (in the Kitaru store this user's runs use) ---------------------------
 uv run --quiet python -m agent_harness_platform.setup_state

@@ -5,7 +5,7 @@
     ahp approve <execution> [--approver X]   approve a pending approval point
     ahp reject <execution> [--reason ...]    reject it; the model is told, nothing runs
     ahp runs [--flow F] [--limit N]          recent runs and their status
-    ahp recover <execution>                  mark a run killed mid-checkpoint as failed
+    ahp recover <execution>                  unstick a run killed inside a checkpoint
 
 Answering only records the answer when the process that asked is still polling: that process
 continues the run. When it is gone (closed terminal, ``kill -9``), the command resumes the
@@ -20,6 +20,7 @@ import os
 import sys
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 from .approval import current_user
 
@@ -172,11 +173,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
-    """A process killed inside a checkpoint leaves its run 'running' for good; mark it failed
-    so `kitaru executions retry` (or a re-run, which reuses finished checkpoints) can go on."""
+    """A process killed inside a checkpoint leaves its run 'running' for good; mark it (and
+    its unfinished checkpoints) failed, so the run is not stuck and a re-run can go on."""
     from zenml.client import Client
     from zenml.enums import ExecutionStatus
-    from zenml.models import PipelineRunUpdate
+    from zenml.models import PipelineRunUpdate, StepRunUpdate
 
     client = _client()
     execution = client.executions.get(args.execution)
@@ -192,14 +193,20 @@ def cmd_recover(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    Client().zen_store.update_run(
-        run_id=execution.exec_id,
+    store = Client().zen_store
+    run = Client().get_pipeline_run(UUID(execution.exec_id))
+    for step in run.steps.values():
+        if step.status == ExecutionStatus.RUNNING:
+            store.update_run_step(
+                step_run_id=step.id, step_run_update=StepRunUpdate(status=ExecutionStatus.FAILED)
+            )
+    store.update_run(
+        run_id=UUID(execution.exec_id),
         run_update=PipelineRunUpdate(status=ExecutionStatus.FAILED),
     )
     print(
-        f"[recover] execution {args.execution} marked failed. Continue it with "
-        f"`kitaru executions retry {args.execution}` (finished checkpoints are reused), or "
-        "re-run the stage (finished turns come from the cache)."
+        f"[recover] execution {args.execution} marked failed. Run the stage again: its "
+        "finished checkpoints are served from the cache, so finished work is not paid twice."
     )
     return 0
 

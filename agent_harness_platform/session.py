@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shlex
 import uuid
 from collections.abc import Mapping
 from contextlib import ExitStack
@@ -20,7 +21,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 from pydantic_ai.agent import AgentRunResult
-from pydantic_ai.messages import ModelMessage
+from pydantic_ai.messages import ModelMessage, ModelRequest, ToolReturnPart
 from pydantic_ai.models import Model
 
 from ._kitaru import log_metadata
@@ -29,7 +30,7 @@ from .approval import ApprovalGate, HumanChannel, KitaruWaitChannel, QuestionAsk
 from .errors import ConfigurationError
 from .models import CountingModel, resolve_model
 from .profile import TOOL_NAMES, Profile
-from .sandbox.base import SandboxConfig
+from .sandbox.base import Sandbox, SandboxConfig
 
 __all__ = ["AgentSession", "CheckpointStrategy", "sandbox_config_for"]
 
@@ -53,6 +54,19 @@ def sandbox_config_for(profile: Profile) -> SandboxConfig:
         default_timeout=settings.command_timeout,
         max_output_bytes=settings.max_output_bytes,
     )
+
+
+def last_exec_cwd(messages: list[ModelMessage]) -> str | None:
+    """The working directory the last `exec` call in ``messages`` reported."""
+    cwd = None
+    for message in messages:
+        if isinstance(message, ModelRequest):
+            for part in message.parts:
+                if isinstance(part, ToolReturnPart) and part.tool_name == "exec":
+                    content = part.content
+                    if isinstance(content, dict) and isinstance(content.get("cwd"), str):
+                        cwd = content["cwd"]
+    return cwd
 
 
 def _run_key() -> str:
@@ -118,6 +132,8 @@ class AgentSession:
         self.skill_files_read: list[str] = []
         self.skill_root: Path | None = None
         self.approvals: ApprovalGate | None = None
+        self.sandbox: Sandbox | None = None
+        """The live sandbox `exec` runs in (None when the profile has no `exec`)."""
         self._turns = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -252,6 +268,7 @@ class AgentSession:
             sandbox = open_sandbox(config, allow_host=self._allow_host)
             stack.enter_context(sandbox)
             rails = replace(rails, sandbox=sandbox)
+        self.sandbox = rails.sandbox
         return rails, skills_hash
 
     def _record_skill_read(self, relative_path: str) -> None:
@@ -280,7 +297,23 @@ class AgentSession:
             # A stable conversation id per turn keeps the calls' cache keys equal across runs.
             seed = f"{self.cache_metadata}|{self._turns}|{prompt}"
             extra["conversation_id"] = "ahp-" + hashlib.sha256(seed.encode()).hexdigest()[:24]
+        paid_before = self.model.calls if self.model is not None else 0
         result: AgentRunResult[str] = self.durable.run_sync(
             prompt, message_history=history, metadata=dict(self.cache_metadata), **extra
         )
+        if self.model is not None and self.model.calls == paid_before:
+            self._restore_shell_state(result.new_messages())
         return result
+
+    def _restore_shell_state(self, messages: list[ModelMessage]) -> None:
+        """A turn served from the cache ran no command in this run's (new) sandbox, so the
+        working directory it left is replayed: the next turn starts where it expects."""
+        if self.sandbox is None:
+            return
+        cwd = last_exec_cwd(messages)
+        if not cwd:
+            return
+        logger.info("[sandbox] restoring the working directory %s left by the cached turn", cwd)
+        result = self.sandbox.run(f"cd -- {shlex.quote(cwd)}", timeout=10)
+        if result.exit_code != 0:
+            logger.warning("[sandbox] could not restore the working directory %s", cwd)

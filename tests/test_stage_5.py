@@ -42,8 +42,10 @@ def test_stage_5_publishes_exactly_once_with_the_bot_token(
     posts = mock.records()
     assert len(posts) == 1  # recorded only past the Bot-token check
     assert posts[0]["webhook_id"] == "team-summaries"
-    assert any("POST /webhooks/team-summaries" in line and "auth=Bot" in line and "→ 200" in line
-               for line in mock.log_lines())
+    assert any(
+        "POST /webhooks/team-summaries" in line and "auth=Bot" in line and "→ 200" in line
+        for line in mock.log_lines()
+    )
     match = re.search(r"Published (msg_[0-9a-f]+) at (\S+): (.+)", done.stdout)
     assert match, done.stdout
     assert match.group(1) == posts[0]["message_id"]
@@ -68,15 +70,22 @@ def test_narrowed_services_cannot_publish_and_post_nothing(tmp_path: Path) -> No
     )
     with MockServices(wiki_token=wiki, webhook_token=hook) as local:
         context = ServiceContext(
-            wiki_url=local.base_url, webhook_url=local.base_url, run_key="narrowed",
-            secret_lookup=lambda name: {"wiki-token": {"value": wiki}, "webhook-token": {"value": hook}}[name],
+            wiki_url=local.base_url,
+            webhook_url=local.base_url,
+            run_key="narrowed",
+            secret_lookup=lambda name: {
+                "wiki-token": {"value": wiki},
+                "webhook-token": {"value": hook},
+            }[name],
         )
         rails = Rails(
             sandbox=ScriptedSandbox(ANSWERS),
             services=context,
             skill_root=profile.skill_source.resolve() if profile.skill_source else None,
         )
-        result = build_agent(profile, rails=rails).run_sync("Carry out your procedure and return the result.")
+        result = build_agent(profile, rails=rails).run_sync(
+            "Carry out your procedure and return the result."
+        )
         assert local.records() == []
     assert "publish_summary" in result.output
     assert "not available" in result.output and "lookup_wiki" in result.output

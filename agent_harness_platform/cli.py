@@ -94,11 +94,26 @@ def _deliver(client: Any, exec_id: str, wait: Any, value: Any) -> int:
         print(f"[approval] answer recorded for {wait.name}; the waiting process {pid} continues")
         return 0
     print(f"[approval] answer recorded for {wait.name}; the waiting process is gone, resuming here")
+    _mark_paused_if_orphaned(exec_id)
     _configure_output()
     execution = client.executions.resume(exec_id)
     status = str(getattr(execution, "status", "")).rsplit(".", 1)[-1].lower()
     print(f"[approval] execution {exec_id}: {status}")
     return 0 if "fail" not in status else 1
+
+
+def _mark_paused_if_orphaned(exec_id: str) -> None:
+    """A process killed while it polled for the answer never got to pause its run, which
+    stays 'running' with a pending wait; resuming needs it paused, as the poll timeout does."""
+    from zenml.client import Client
+    from zenml.enums import ExecutionStatus
+    from zenml.models import PipelineRunUpdate
+
+    run = Client().get_pipeline_run(UUID(exec_id))
+    if run.status == ExecutionStatus.RUNNING:
+        Client().zen_store.update_run(
+            run_id=UUID(exec_id), run_update=PipelineRunUpdate(status=ExecutionStatus.PAUSED)
+        )
 
 
 def _configure_output() -> None:

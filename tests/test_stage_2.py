@@ -109,7 +109,7 @@ def test_crash_then_rerun_pays_only_turn_two_and_disable_cache_pays_both(
     # Turn 1 comes from the cache, so its commands do not run again; the session replays the
     # working directory it left (`cd -- /tmp`), then turn 2 writes the summary there.
     assert "restoring the working directory /tmp left by the cached turn" in rerun.stdout
-    assert [r.command for r in runs][0] == "cd -- /tmp"
+    assert runs[0].command == "cd -- /tmp"
     assert len(runs) == 2, f"only the cwd restore and turn 2's command run, got {runs}"
     write = runs[1]
     assert write.command.startswith(HEREDOC)

@@ -82,7 +82,7 @@ def test_answered_from_another_process_publishes_once_with_the_answer(
     out = tmp_path / "stage6.out"
     run = start_stage(env, out)
     try:
-        execution, question, listing = wait_for_pending(env, "question")
+        execution, _, listing = wait_for_pending(env, "question")
         assert SUFFIX_QUESTION in listing
         printed = out.read_text()
         assert f"uv run ahp answer {execution}" in printed  # the exact command to answer

@@ -21,8 +21,14 @@ import sys
 
 import kitaru
 
-from agent_harness_platform import AgentSession, ForcedFailure, LocalSkillSource, Profile, run_stage
-from agent_harness_platform.proxy import ProxyRule
+from agent_harness_platform import (
+    AgentSession,
+    ForcedFailure,
+    LocalSkillSource,
+    Profile,
+    ProxyRule,
+    run_stage,
+)
 from mocks.demo import demo_services
 
 DEFAULT_PROFILE = Profile(

@@ -146,7 +146,8 @@ def _learn(facts: _Facts, ex: _Exchange) -> None:
         facts.last_stdout = stdout
         if "os-release" in command:
             match = re.search(r'^PRETTY_NAME="?([^"\n]+)"?', stdout, re.M)
-            facts.os_name = match.group(1) if match else (stdout.splitlines() or [None])[0]
+            lines = stdout.splitlines()
+            facts.os_name = match.group(1) if match else (lines[0] if lines else None)
         elif "uname -r" in command:
             facts.kernel = stdout or None
         elif "whoami" in command or "id -un" in command:
@@ -166,7 +167,8 @@ def _learn(facts: _Facts, ex: _Exchange) -> None:
         elif stdout and not command.startswith("cd ") and "<<'EOF'" not in command:
             facts.extra_outputs.append((command, stdout))
     elif ex.call.tool_name == "exec_service" and isinstance(result, dict):
-        payload = result.get("result") if isinstance(result.get("result"), dict) else {}
+        raw = result.get("result")
+        payload: dict[str, Any] = raw if isinstance(raw, dict) else {}
         if args.get("service_name") == "lookup_wiki":
             facts.wiki_excerpts = [
                 str(s.get("excerpt", ""))

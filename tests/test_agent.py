@@ -74,7 +74,9 @@ def _scripted(calls: list[dict[str, Any]]) -> tuple[FunctionModel, list[Any]]:
             elif isinstance(part, RetryPromptPart):
                 seen.append(("retry", part.model_response()))
         if len(seen) < len(calls):
-            return ModelResponse(parts=[ToolCallPart("exec", calls[len(seen)], tool_call_id=f"c{len(seen)}")])
+            return ModelResponse(
+                parts=[ToolCallPart("exec", calls[len(seen)], tool_call_id=f"c{len(seen)}")]
+            )
         return ModelResponse(parts=[TextPart(json.dumps(seen, default=str))])
 
     return FunctionModel(respond), seen

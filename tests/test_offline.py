@@ -12,10 +12,14 @@ TURN_1 = (
     "Investigate this machine: OS, kernel version, current user, number of processes, "
     "one command per question."
 )
-TURN_2 = "Write a one-paragraph summary for someone who has never seen this machine; no new commands."
+TURN_2 = (
+    "Write a one-paragraph summary for someone who has never seen this machine; no new commands."
+)
 
 ANSWERS = {
-    "cat /etc/os-release": ExecResult(0, 'NAME="Testix"\nPRETTY_NAME="Testix 9 (fable)"\n', "", "/"),
+    "cat /etc/os-release": ExecResult(
+        0, 'NAME="Testix"\nPRETTY_NAME="Testix 9 (fable)"\n', "", "/"
+    ),
     "uname -r": ExecResult(0, "9.9.9-test\n", "", "/"),
     "whoami": ExecResult(0, "tester\n", "", "/"),
     "ps -e --no-headers | wc -l": ExecResult(0, "17\n", "", "/"),
@@ -24,7 +28,9 @@ ANSWERS = {
 
 
 def _agent(sandbox: ScriptedSandbox) -> object:
-    profile = Profile(name="default", system_prompt="Investigate.", model="offline", allowed_tools={"exec"})
+    profile = Profile(
+        name="default", system_prompt="Investigate.", model="offline", allowed_tools={"exec"}
+    )
     return build_agent(profile, rails=Rails(sandbox=sandbox))
 
 

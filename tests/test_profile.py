@@ -69,7 +69,9 @@ def test_round_trip_python_and_json() -> None:
     )
     assert Profile.model_validate(profile.model_dump()) == profile
     assert Profile.model_validate_json(profile.model_dump_json()) == profile
-    assert Profile.model_validate(json.loads(json.dumps(profile.model_dump(mode="json")))) == profile
+    assert (
+        Profile.model_validate(json.loads(json.dumps(profile.model_dump(mode="json")))) == profile
+    )
 
 
 def test_fingerprint_changes_with_prompt_model_and_tools() -> None:
@@ -99,7 +101,10 @@ def test_fingerprint_is_the_same_in_another_process() -> None:
         env = dict(os.environ, PYTHONHASHSEED=seed)
         out = subprocess.run(
             [sys.executable, "-c", code, profile.model_dump_json()],
-            capture_output=True, text=True, check=True, env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
         )
         seen.add(out.stdout.strip())
     assert seen == {profile.fingerprint()}

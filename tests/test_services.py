@@ -183,7 +183,7 @@ def test_publish_posts_once_with_the_bot_token(
     )
     # The mock only accepts 'Bot <webhook token>'; its request log shows the scheme.
     assert any(
-        f"POST /webhooks/{webhook_id}" in line and "auth=Bot " in line and "→ 200" in line
+        f"POST /webhooks/{webhook_id}" in line and "auth=Bot…" in line and "→ 200" in line
         for line in mock.log_lines()
     )
     [line] = service_lines(service_logs)

@@ -67,7 +67,9 @@ def test_crash_then_rerun_serves_turn_one_from_the_cache(
     assert "Checkpoint `default` cached" not in uncached.stdout + uncached.stderr
 
 
-def test_host_facts_come_from_real_commands(fresh_store_env: dict[str, str], tmp_path: Path) -> None:
+def test_host_facts_come_from_real_commands(
+    fresh_store_env: dict[str, str], tmp_path: Path
+) -> None:
     env = {**fresh_store_env, "AHP_MODEL_CALL_LOG": str(tmp_path / "calls.log")}
     done = run_stage(env)
     assert done.returncode == 0, done.stdout + done.stderr

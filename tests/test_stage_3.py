@@ -199,7 +199,9 @@ def test_editing_the_skill_changes_the_commands_and_an_unchanged_rerun_is_cached
 
     again = run_flow(profile, call_log, sandbox_lines)
     assert again.calls == 0, "an unchanged skill tree must be served from the cache"
-    assert again.logged == [], "a cached turn runs no command"
+    # A cached turn runs none of its commands again; the session only replays the working
+    # directory the turn left, so a next turn would start where it expects.
+    assert again.logged == ["cd -- /tmp"], "a cached turn runs no command of its own"
     assert again.output == edited.output
     # A cached checkpoint keeps the metadata recorded when it ran: the run still says which
     # skill tree (hash) and files its answer came from, though nothing was read this time.

@@ -75,3 +75,13 @@ def test_disabled_cache_re_executes(call_log: Path) -> None:
     assert paid(call_log) == 6
     two_turns.run(profile=profile.model_dump(mode="json"), model="offline", cache=False).wait()
     assert paid(call_log) == 12
+
+
+def test_the_store_is_this_process_own(store_root: Path) -> None:
+    """Runs in the tests land in a throwaway store, never the user's ~/.config/kitaru."""
+    from zenml.config.global_config import GlobalConfiguration
+
+    config = GlobalConfiguration()
+    assert Path(config.config_directory) == store_root / "config"
+    assert config.store_configuration.url.startswith(f"sqlite:///{store_root}/config/")
+    assert Path(config.config_directory) != Path.home() / ".config" / "kitaru"

@@ -18,8 +18,8 @@ from typing import Protocol, Self, runtime_checkable
 
 __all__ = [
     "DEFAULT_TIMEOUT",
-    "MAX_OUTPUT_BYTES",
     "MAX_LINE_CHARS",
+    "MAX_OUTPUT_BYTES",
     "MAX_TIMEOUT",
     "TRUNCATION_MARKER",
     "ExecResult",
@@ -153,9 +153,13 @@ def cap_output(data: bytes, *, max_bytes: int, max_line_chars: int) -> tuple[str
     lines = text.split("\n")
     for i, line in enumerate(lines):
         if len(line) > max_line_chars:
-            lines[i] = line[:max_line_chars] + f" [... line cut: {len(line) - max_line_chars} more chars]"
+            lines[i] = (
+                line[:max_line_chars] + f" [... line cut: {len(line) - max_line_chars} more chars]"
+            )
             truncated = True
     text = "\n".join(lines)
     if omitted:
-        text += ("\n" if not text.endswith("\n") else "") + TRUNCATION_MARKER.format(omitted=omitted)
+        text += ("\n" if not text.endswith("\n") else "") + TRUNCATION_MARKER.format(
+            omitted=omitted
+        )
     return text, truncated

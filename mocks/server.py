@@ -28,6 +28,7 @@ from typing import IO, Any, Self
 
 import httpx
 
+from agent_harness_platform._children import die_with_parent
 from agent_harness_platform.errors import ConfigurationError, HarnessRuntimeError
 
 __all__ = [
@@ -191,6 +192,7 @@ class MockServices:
                 env=env,
                 pass_fds=(listener.fileno(),),
                 start_new_session=True,
+                preexec_fn=die_with_parent,  # no orphaned mock after a kill -9 of the run
             )
         finally:
             listener.close()

@@ -151,3 +151,74 @@ def test_start_timeout_kills_the_process(tmp_path: Path, monkeypatch: pytest.Mon
     pid = int(pid_file.read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stream:
+        return stream.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.timeout(120)
+def test_proxy_dies_with_an_owner_killed_by_sigkill(tmp_path: Path) -> None:
+    """A run killed with -9 gets no chance to stop its proxy: the proxy (which holds the
+    secrets) and its socket forwarder must still go away by themselves."""
+    import subprocess
+    import sys
+
+    owner_code = f"""
+import os, sys, time
+from pathlib import Path
+from agent_harness_platform.proxy import CredentialProxy, ProxyRule
+rules = [ProxyRule(name="wiki-auth", hosts=["wiki.local"],
+                   headers={{"Authorization": "Bearer {{{{ wiki-token.value }}}}"}})]
+proxy = CredentialProxy(rules, secret_lookup=lambda name: {{"value": "{SECRET}"}},
+                        state_dir=Path({str(tmp_path / "state")!r}))
+proxy.start()
+print(proxy.port, flush=True)
+time.sleep(600)
+"""
+    owner = subprocess.Popen(
+        [sys.executable, "-c", owner_code],
+        stdout=subprocess.PIPE,
+        text=True,
+        stderr=subprocess.DEVNULL,
+    )
+    assert owner.stdout is not None
+    port = int(owner.stdout.readline())
+    children = [
+        int(pid)
+        for pid in os.listdir("/proc")
+        if pid.isdigit() and _parent_of(int(pid)) == owner.pid
+    ]
+    assert children, "the proxy's processes were not found"
+    with socket.create_connection(("127.0.0.1", port), timeout=5):
+        pass
+
+    owner.kill()
+    owner.wait(timeout=10)
+    owner.stdout.close()
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in children)
+    # mitmdump itself (a grandchild, under uvx) notices its owner is gone and exits.
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            break
+        time.sleep(0.2)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stream:
+            return int(stream.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError):
+        return None

@@ -192,7 +192,10 @@ def _watch_owner(pid: int) -> None:
             try:
                 os.kill(pid, 0)
             except ProcessLookupError:
-                _say("[proxy] owner process is gone; stopping the credential proxy")
+                # The owner read our stdout: with it gone the pipe is broken, so the notice
+                # is best effort and must not stop the exit.
+                with contextlib.suppress(OSError, ValueError):
+                    _say("[proxy] owner process is gone; stopping the credential proxy")
                 os._exit(0)
             except PermissionError:
                 continue

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -41,6 +40,7 @@ from types import TracebackType
 from typing import IO, Self
 from urllib.parse import urlsplit
 
+from agent_harness_platform._children import die_with_parent
 from agent_harness_platform.errors import ConfigurationError, ProxyError
 from agent_harness_platform.proxy.ca import default_state_dir, ensure_ca, write_mitmproxy_confdir
 from agent_harness_platform.proxy.rules import (
@@ -73,7 +73,6 @@ SANDBOX_PROXY_PORT = 3128
 """The port the sandbox's forwarder listens on (127.0.0.1 inside the sandbox)."""
 
 ADDON_PATH = Path(__file__).with_name("addon.py")
-_PR_SET_PDEATHSIG = 1
 _STARTED = re.compile(r"^\[proxy\] Started credential proxy on 127\.0\.0\.1:(\d+) ")
 _CREDENTIAL_VAR = re.compile(r"(?i)(API_?KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)")
 _SETUP_HINT = "run `bash setup.sh` (it installs socat and pre-fetches mitmproxy with uvx)"
@@ -356,7 +355,7 @@ class CredentialProxy:
                 stderr=subprocess.PIPE,
                 env=env,
                 start_new_session=True,  # its own process group: stop() kills uvx and mitmdump
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         except OSError as exc:
             raise ProxyError(
@@ -398,7 +397,7 @@ class CredentialProxy:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + 10
         while not sock.exists():
@@ -479,13 +478,6 @@ class CredentialProxy:
         self._started.clear()
         self._port = None
         self._stopping = False
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGKILL when the parent dies (Linux prctl), so a run
-    killed with ``kill -9`` leaves no forwarder behind. mitmdump also watches its owner."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def write_private_json(path: Path, data: object) -> None:

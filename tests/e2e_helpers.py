@@ -35,7 +35,9 @@ _COMMAND = re.compile(r"^\[sandbox\] \$ (?P<command>.*)$")
 _RESULT = re.compile(
     r"^\[sandbox\]   → exit=(?P<exit>-?\d+), stdout=(?P<chars>\d+) chars, cwd=(?P<cwd>\S+)"
 )
-_STARTED = re.compile(r"^\[sandbox\] Started \w+ sandbox \w+ \(workspace (?P<workspace>\S+)\)")
+_STARTED = re.compile(
+    r"^\[sandbox\] Started \w+ sandbox \w+ \(workspace (?P<workspace>[^,\s]+), hostname sandbox, user sandbox\)"
+)
 _EXECUTION = re.compile(r"^\[model\] \d+ model call\(s\) this run \(execution (?P<id>[0-9a-f-]+)\)")
 
 

@@ -252,6 +252,7 @@ def test_log_lines(caplog: pytest.LogCaptureFixture) -> None:
         r.getMessage() for r in caplog.records if r.name == "agent_harness_platform.sandbox"
     ]
     assert messages[0].startswith(f"[sandbox] Started bwrap sandbox {ident} (workspace /")
+    assert messages[0].endswith(", hostname sandbox, user sandbox)")  # its own identity
     assert messages[1] == "[sandbox] $ cd /tmp; echo hello …"
     assert messages[2] == "[sandbox]   → exit=0, stdout=18 chars, cwd=/tmp"
     assert messages[3].startswith("[sandbox] $ echo xxx") and len(messages[3]) < 150

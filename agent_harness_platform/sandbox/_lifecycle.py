@@ -121,6 +121,11 @@ class ShellSandbox:
         return self._workspace
 
     @property
+    def identity(self) -> str:
+        """Who commands run as, as seen from inside (for the start line)."""
+        return "hostname sandbox, user sandbox"
+
+    @property
     def running(self) -> bool:
         """True while the sandbox's shell is up."""
         return self._started and not self._closed and self._engine.running
@@ -146,7 +151,11 @@ class ShellSandbox:
                 raise
             self._started = True
         logger.info(
-            "[sandbox] Started %s sandbox %s (workspace %s)", self.backend, self.id, self._workspace
+            "[sandbox] Started %s sandbox %s (workspace %s, %s)",
+            self.backend,
+            self.id,
+            self._workspace,
+            self.identity,
         )
 
     def run(self, command: str, *, timeout: float | None = None) -> ExecResult:

@@ -9,8 +9,10 @@ name (``open_sandbox(..., allow_host=True)``).
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
+import socket
 import subprocess
 
 from ..errors import ConfigurationError, SandboxUnavailable
@@ -32,6 +34,11 @@ class HostSandbox(ShellSandbox):
     """
 
     backend = "host"
+
+    @property
+    def identity(self) -> str:
+        # Unisolated: say plainly that commands run as this machine's own user.
+        return f"hostname {socket.gethostname()}, user {getpass.getuser()}, NOT isolated"
 
     def __init__(self, config: SandboxConfig) -> None:
         if config.proxy is not None:

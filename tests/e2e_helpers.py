@@ -7,6 +7,7 @@ may come in between. :func:`executed` pairs them, so a test reads what really ra
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -67,8 +68,54 @@ def run_script(
         capture_output=True,
         text=True,
         timeout=timeout,
+        stdin=subprocess.DEVNULL,
         check=False,
     )
+
+
+def ahp(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent_harness_platform.cli", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+@dataclass(frozen=True)
+class DemoTokens:
+    wiki: str
+    webhook: str
+
+
+_CREATE_SECRETS = """
+import json
+from agent_harness_platform.proxy import kitaru_secret_lookup
+from agent_harness_platform.setup_state import DEMO_SECRETS, ensure_demo_secrets
+ensure_demo_secrets()
+print(json.dumps({name: kitaru_secret_lookup(name)["value"] for name in DEMO_SECRETS}))
+"""
+
+
+def prepare_store(env: dict[str, str]) -> DemoTokens:
+    """Create the demo secrets in the store ``env`` points at, the way setup.sh does, and
+    return their values."""
+    done = subprocess.run(
+        [sys.executable, "-c", _CREATE_SECRETS],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    values = json.loads(done.stdout.strip().splitlines()[-1])
+    return DemoTokens(wiki=values["wiki-token"], webhook=values["webhook-token"])
 
 
 def stage_env(env: dict[str, str], call_log: Path) -> dict[str, str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import PROJECT_ROOT
-from .stage_env import ahp
+from .e2e_helpers import ahp
 
 
 def status(env: dict[str, str], execution: str) -> str:

@@ -8,32 +8,19 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from .conftest import PROJECT_ROOT
+from .e2e_helpers import model_calls, run_script
 
-SCRIPT = PROJECT_ROOT / "stage_1_basic_agent.py"
+SCRIPT = "stage_1_basic_agent.py"
 TURN_1_CALLS = 5  # four commands, one per question, then the report
 TURN_2_CALLS = 1  # the summary, from turn 1's findings, no new commands
 
 
 def run_stage(env: dict[str, str], **flags: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT)],
-        cwd=PROJECT_ROOT,
-        env={**env, **flags},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
-def calls(log: Path) -> int:
-    return len(log.read_text().splitlines()) if log.exists() else 0
+    return run_script(SCRIPT, env, **flags)
 
 
 @pytest.mark.timeout(600)
@@ -50,12 +37,12 @@ def test_crash_then_rerun_serves_turn_one_from_the_cache(
     assert "Flow failed after" in crashed.stdout
     assert "Re-run without FORCE_FAILURE" in crashed.stdout
     assert "offline scripted model" in crashed.stdout  # announced, with how to switch
-    assert calls(log) == TURN_1_CALLS
+    assert model_calls(log) == TURN_1_CALLS
 
     rerun = run_stage(env)
     output = rerun.stdout + rerun.stderr
     assert rerun.returncode == 0, output
-    assert calls(log) == TURN_1_CALLS + TURN_2_CALLS  # zero calls re-paid for turn 1
+    assert model_calls(log) == TURN_1_CALLS + TURN_2_CALLS  # zero calls re-paid for turn 1
     assert "Checkpoint `default` cached" in output
     assert "# Investigation" in rerun.stdout and "# Summary" in rerun.stdout
     assert "[took " in rerun.stdout
@@ -63,7 +50,7 @@ def test_crash_then_rerun_serves_turn_one_from_the_cache(
 
     uncached = run_stage(env, DISABLE_CACHE="1")
     assert uncached.returncode == 0, uncached.stdout + uncached.stderr
-    assert calls(log) == 2 * TURN_1_CALLS + 2 * TURN_2_CALLS  # both turns re-executed
+    assert model_calls(log) == 2 * TURN_1_CALLS + 2 * TURN_2_CALLS  # both turns re-executed
     assert "Checkpoint `default` cached" not in uncached.stdout + uncached.stderr
 
 

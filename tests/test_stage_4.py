@@ -11,8 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import secrets
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +27,7 @@ from mocks.demo import DemoServices
 from mocks.server import MockServices
 
 from .conftest import PROJECT_ROOT
-from .e2e_helpers import executed, run_script, section, stage_env, summary_paths
+from .e2e_helpers import executed, prepare_store, run_script, section, stage_env, summary_paths
 
 SCRIPT = "stage_4_proxy.py"
 WIKI_URL = "http://wiki.local/snippets/durability"
@@ -37,37 +35,11 @@ INJECTED = "[proxy] injected headers for wiki.local: ['Authorization']"
 WIKI_200 = "GET /snippets/durability (host=wiki.local, auth=Bearer…) → 200"
 SECRET_NAMES = ("wiki-token", "webhook-token")
 
-_CREATE_SECRETS = """
-import json
-from agent_harness_platform.proxy import kitaru_secret_lookup
-from agent_harness_platform.setup_state import DEMO_SECRETS, ensure_demo_secrets
-ensure_demo_secrets()
-print(json.dumps({name: kitaru_secret_lookup(name)["value"] for name in DEMO_SECRETS}))
-"""
-
 
 def wiki_fact() -> str:
     """The first sentence of the wiki's first durability snippet (what the summary cites)."""
     excerpt = SNIPPETS["durability"][0]["excerpt"]
     return excerpt.split(". ")[0] + "."
-
-
-def create_demo_secrets(env: dict[str, str]) -> dict[str, str]:
-    """Create the demo secrets in the store ``env`` points at, the way setup.sh does, and
-    return their values."""
-    done = subprocess.run(
-        [sys.executable, "-c", _CREATE_SECRETS],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    values: dict[str, str] = json.loads(done.stdout.splitlines()[-1])
-    assert set(values) == set(SECRET_NAMES) and all(len(v) >= 16 for v in values.values())
-    return values
 
 
 def files_under(*roots: Path) -> Iterator[tuple[Path, bytes]]:
@@ -82,7 +54,9 @@ def test_stage_four_cites_the_wiki_and_the_token_is_nowhere_in_output_or_store(
     fresh_store_env: dict[str, str], tmp_path: Path
 ) -> None:
     env = stage_env(fresh_store_env, tmp_path / "calls.log")
-    tokens = create_demo_secrets(env)
+    demo = prepare_store(env)
+    tokens = {"wiki-token": demo.wiki, "webhook-token": demo.webhook}
+    assert all(len(v) >= 16 for v in tokens.values())
     host_files = summary_paths(PROJECT_ROOT)
 
     done = run_script(SCRIPT, env)

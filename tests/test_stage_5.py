@@ -13,8 +13,8 @@ from agent_harness_platform.services import ServiceContext
 from mocks.server import MockServices
 
 from .conftest import PROJECT_ROOT
+from .e2e_helpers import DemoTokens, prepare_store, run_script
 from .fakes import ScriptedSandbox
-from .stage_env import DemoTokens, prepare_store, run_script
 from .test_offline import ANSWERS
 
 

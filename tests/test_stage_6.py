@@ -21,7 +21,7 @@ import pytest
 from mocks.server import MockServices
 
 from .conftest import PROJECT_ROOT
-from .stage_env import ahp, count_lines, prepare_store
+from .e2e_helpers import ahp, model_calls, prepare_store
 
 SUFFIX_QUESTION = "What suffix should I add to the summary before publishing?"
 CALLS_BEFORE_THE_QUESTION = 4  # list skills, read skill, lookup_wiki, ask_question
@@ -112,7 +112,7 @@ def test_answered_from_another_process_publishes_once_with_the_answer(
     assert posts[0]["content"].endswith("Verified by the on-call team.")
     assert f"Published {posts[0]['message_id']} at {posts[0]['posted_at']}: " in output
     assert "[approval] publish_summary approved by on-call" in output
-    assert count_lines(Path(env["AHP_MODEL_CALL_LOG"])) == CALLS_OF_A_WHOLE_RUN
+    assert model_calls(Path(env["AHP_MODEL_CALL_LOG"])) == CALLS_OF_A_WHOLE_RUN
 
 
 @pytest.mark.timeout(900)
@@ -123,7 +123,7 @@ def test_killed_while_waiting_resumes_without_repaying_finished_calls(
     calls = Path(env["AHP_MODEL_CALL_LOG"])
     run = start_stage(env, tmp_path / "stage6.out")
     execution, _, _ = wait_for_pending(env, "question")
-    assert count_lines(calls) == CALLS_BEFORE_THE_QUESTION
+    assert model_calls(calls) == CALLS_BEFORE_THE_QUESTION
     os.kill(run.pid, signal.SIGKILL)
     run.wait(timeout=30)
 
@@ -152,7 +152,7 @@ def test_killed_while_waiting_resumes_without_repaying_finished_calls(
     assert "the waiting process is gone, resuming here" in resumed
     assert f"execution {execution}: completed" in resumed
     # The four finished model calls came from their checkpoints; only the rest was paid.
-    assert count_lines(calls) == CALLS_OF_A_WHOLE_RUN
+    assert model_calls(calls) == CALLS_OF_A_WHOLE_RUN
     posts = mock.records()
     assert len(posts) == 1
     assert posts[0]["content"].endswith("For internal use only.")

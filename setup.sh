@@ -50,7 +50,12 @@ fi
 if ! command -v uv >/dev/null 2>&1; then
   say "installing uv"
   python3 -m pip install --quiet uv 2>/dev/null || python3 -m pip install --quiet --user uv
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash
   export PATH="$HOME/.local/bin:$PATH"
+  if ! command -v uv >/dev/null 2>&1; then
+    say "uv was installed but is not on PATH; add $(python3 -m site --user-base)/bin to PATH"
+    exit 1
+  fi
 fi
 say "syncing the Python environment (uv sync)"
 uv sync --quiet

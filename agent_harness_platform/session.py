@@ -116,6 +116,12 @@ class AgentSession:
                 f"profile {profile.name!r} allows exec_service; pass service_urls="
                 "{'wiki': ..., 'webhook': ...} (the base URLs of the internal services)"
             )
+        missing = {"wiki", "webhook"} - set(service_urls or {})
+        if service_urls and missing:
+            raise ConfigurationError(
+                f"service_urls lacks {sorted(missing)}; give the base URL of each internal "
+                "service, e.g. {'wiki': 'http://127.0.0.1:8080', 'webhook': '...'}"
+            )
         self.profile = profile
         self._proxy_upstreams = dict(proxy_upstreams or {})
         self._service_urls = dict(service_urls or {})

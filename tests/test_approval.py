@@ -202,3 +202,11 @@ def test_waiting_profiles_need_the_calls_strategy() -> None:
 
     with pytest.raises(ConfigurationError, match="checkpoint_strategy='calls'"):
         AgentSession(_profile(), service_urls={"wiki": "http://x", "webhook": "http://x"})
+
+
+def test_service_urls_must_name_every_service() -> None:
+    from agent_harness_platform import AgentSession, ConfigurationError
+
+    profile = _profile(approval_points=set())
+    with pytest.raises(ConfigurationError, match=r"lacks \['webhook'\]"):
+        AgentSession(profile, service_urls={"wiki": "http://127.0.0.1:1"})

@@ -38,7 +38,10 @@ TURN_2 = (
 
 @kitaru.flow
 def basic_agent(profile: dict, model: str, force_failure: bool = False) -> str:
-    with AgentSession(Profile.model_validate(profile), model=model, allow_host=True) as session:
+    # The turn strategy: each turn is one checkpoint, `default` then `default_2`.
+    with AgentSession(
+        Profile.model_validate(profile), model=model, checkpoint_strategy="turn", allow_host=True
+    ) as session:
         investigation = session.turn(TURN_1)
         if force_failure:
             raise ForcedFailure(after="turn 1 (checkpoint `default`)")

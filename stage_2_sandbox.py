@@ -35,7 +35,9 @@ TURN_2 = "Write a brief 2-sentence summary to summary.txt in the current directo
 
 @kitaru.flow
 def sandbox_agent(profile: dict, model: str, force_failure: bool = False) -> str:
-    with AgentSession(Profile.model_validate(profile), model=model) as session:
+    with AgentSession(
+        Profile.model_validate(profile), model=model, checkpoint_strategy="turn"
+    ) as session:
         investigation = session.turn(TURN_1)
         if force_failure:
             raise ForcedFailure(after="turn 1 (checkpoint `default`)")

@@ -31,7 +31,9 @@ TASK = "Carry out your procedure and return the result."
 
 @kitaru.flow
 def skills_agent(profile: dict, model: str, force_failure: bool = False) -> str:
-    with AgentSession(Profile.model_validate(profile), model=model) as session:
+    with AgentSession(
+        Profile.model_validate(profile), model=model, checkpoint_strategy="turn"
+    ) as session:
         result = session.turn(TASK)
         if force_failure:
             raise ForcedFailure(after="the procedure (checkpoint `default`)")

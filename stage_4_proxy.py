@@ -52,6 +52,7 @@ def proxy_agent(profile: dict, model: str, force_failure: bool = False) -> str:
         AgentSession(
             Profile.model_validate(profile),
             model=model,
+            checkpoint_strategy="turn",
             proxy_upstreams=services.proxy_upstreams,
         ) as session,
     ):

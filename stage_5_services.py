@@ -53,6 +53,7 @@ def services_agent(profile: dict, model: str, force_failure: bool = False) -> st
         AgentSession(
             Profile.model_validate(profile),
             model=model,
+            checkpoint_strategy="turn",
             proxy_upstreams=services.proxy_upstreams,
             service_urls=services.service_urls,
         ) as session,

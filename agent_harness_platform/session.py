@@ -85,8 +85,12 @@ class AgentSession:
             first = session.turn("...")
             second = session.turn("...", history=first.all_messages())
 
-    ``checkpoint_strategy="turn"`` makes each turn one checkpoint (``<name>``,
-    ``<name>_2``, ...). ``allow_host`` lets a profile use the unisolated host backend (stage 1).
+    The default ``checkpoint_strategy="calls"`` makes every model request and tool call its
+    own checkpoint (``<name>_model_request``, ``<tool>_tool``, ...), configured so a re-run
+    after a crash is served from the cache, and it is the one that allows waiting for a
+    person. ``"turn"`` makes each turn one checkpoint (``<name>``, ``<name>_2``, ...), as the
+    stage 1-5 demos show. ``allow_host`` lets a profile use the unisolated host backend
+    (stage 1).
     """
 
     def __init__(
@@ -94,7 +98,7 @@ class AgentSession:
         profile: Profile,
         *,
         model: Model | str | None = None,
-        checkpoint_strategy: CheckpointStrategy = "turn",
+        checkpoint_strategy: CheckpointStrategy = "calls",
         allow_host: bool = False,
         rails: Rails | None = None,
         proxy_upstreams: Mapping[str, str] | None = None,

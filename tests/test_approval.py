@@ -201,7 +201,11 @@ def test_waiting_profiles_need_the_calls_strategy() -> None:
     from agent_harness_platform import AgentSession, ConfigurationError
 
     with pytest.raises(ConfigurationError, match="checkpoint_strategy='calls'"):
-        AgentSession(_profile(), service_urls={"wiki": "http://x", "webhook": "http://x"})
+        AgentSession(
+            _profile(),
+            checkpoint_strategy="turn",
+            service_urls={"wiki": "http://x", "webhook": "http://x"},
+        )
 
 
 def test_service_urls_must_name_every_service() -> None:

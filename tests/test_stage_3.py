@@ -77,7 +77,9 @@ def test_stage_three_follows_the_skill_steps_in_order_offline(
 
 @kitaru.flow
 def skills_flow(profile: dict, model: str) -> str:
-    with AgentSession(Profile.model_validate(profile), model=model) as session:
+    with AgentSession(
+        Profile.model_validate(profile), model=model, checkpoint_strategy="turn"
+    ) as session:
         result = session.turn(stage_3_skills.TASK)
     return str(result.output)
 

@@ -19,17 +19,6 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic_ai import Agent, Tool
-from pydantic_ai.messages import (
-    ModelMessage,
-    ModelRequest,
-    ModelResponse,
-    RetryPromptPart,
-    TextPart,
-    ToolCallPart,
-    ToolReturnPart,
-)
-from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from agent_harness_platform.errors import ConfigurationError
 from agent_harness_platform.services import (
@@ -46,50 +35,12 @@ from agent_harness_platform.services import (
 )
 from mocks.server import MockServices
 
+from .fakes import call_tool, seen_tool_definition
+
 WIKI_TOKEN = "wiki-" + secrets.token_hex(8)
 WEBHOOK_TOKEN = "hook-" + secrets.token_hex(8)
 ALL = ("lookup_wiki", "publish_summary")
 LOG_LINE = re.compile(r"^\[services\] .+ → .+ in \d+ ms$")
-
-
-@dataclass
-class ToolOutcome:
-    """What the scripted model saw after its one tool call."""
-
-    returned: Any = None
-    retry: str | None = None
-
-
-def call_tool(tool: Tool[Any], **args: Any) -> ToolOutcome:
-    """Have a FunctionModel call ``tool`` once with ``args``; return what came back to it."""
-    outcome = ToolOutcome()
-
-    def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-        if len(messages) == 1:
-            return ModelResponse(parts=[ToolCallPart(tool.name, args, tool_call_id="call-1")])
-        last = messages[-1]
-        assert isinstance(last, ModelRequest)
-        for part in last.parts:
-            if isinstance(part, ToolReturnPart):
-                outcome.returned = part.content
-            elif isinstance(part, RetryPromptPart):
-                outcome.retry = part.model_response()
-        return ModelResponse(parts=[TextPart("done")])
-
-    Agent(FunctionModel(model), tools=[tool]).run_sync("go")
-    return outcome
-
-
-def seen_tool_definition(tool: Tool[Any]) -> tuple[str, dict[str, Any]]:
-    """The description and parameter schema the model receives for ``tool``."""
-    seen: list[tuple[str, dict[str, Any]]] = []
-
-    def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-        seen.extend((t.description or "", t.parameters_json_schema) for t in info.function_tools)
-        return ModelResponse(parts=[TextPart("done")])
-
-    Agent(FunctionModel(model), tools=[tool]).run_sync("go")
-    return seen[0]
 
 
 def lookup(values: dict[str, dict[str, str]]) -> Any:

@@ -13,17 +13,7 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel
-from pydantic_ai import Agent, Tool
-from pydantic_ai.messages import (
-    ModelMessage,
-    ModelRequest,
-    ModelResponse,
-    RetryPromptPart,
-    TextPart,
-    ToolCallPart,
-    ToolReturnPart,
-)
-from pydantic_ai.models.function import AgentInfo, FunctionModel
+from pydantic_ai import Tool
 
 from agent_harness_platform.errors import ConfigurationError
 from agent_harness_platform.skills import (
@@ -35,6 +25,8 @@ from agent_harness_platform.skills import (
     skill_tree_hash,
     validate_skill_tree,
 )
+
+from .fakes import call_tool, seen_tool_definition
 
 DEFAULT_SKILL = """\
 ---
@@ -57,43 +49,8 @@ Step 2: cite the snippets (Durability matters).
 """
 
 
-@dataclass
-class ToolOutcome:
-    """What the scripted model saw after its one tool call."""
-
-    returned: Any = None
-    retry: str | None = None
-
-
-def call_tool(tool: Tool[Any], **args: Any) -> ToolOutcome:
-    """Have a FunctionModel call ``tool`` once with ``args``; return what came back to it."""
-    outcome = ToolOutcome()
-
-    def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-        if len(messages) == 1:
-            return ModelResponse(parts=[ToolCallPart(tool.name, args, tool_call_id="call-1")])
-        last = messages[-1]
-        assert isinstance(last, ModelRequest)
-        for part in last.parts:
-            if isinstance(part, ToolReturnPart):
-                outcome.returned = part.content
-            elif isinstance(part, RetryPromptPart):
-                outcome.retry = part.model_response()
-        return ModelResponse(parts=[TextPart("done")])
-
-    Agent(FunctionModel(model), tools=[tool]).run_sync("go")
-    return outcome
-
-
 def tool_description(tool: Tool[Any]) -> str:
-    seen: list[str] = []
-
-    def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-        seen.extend(t.description or "" for t in info.function_tools)
-        return ModelResponse(parts=[TextPart("done")])
-
-    Agent(FunctionModel(model), tools=[tool]).run_sync("go")
-    return seen[0]
+    return seen_tool_definition(tool)[0]
 
 
 @pytest.fixture

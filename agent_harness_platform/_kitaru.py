@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
+
+from .errors import ConfigurationError
 
 logger = logging.getLogger("agent_harness_platform")
 
@@ -26,3 +29,19 @@ def log_metadata(**values: Any) -> None:
         return
     except Exception:  # metadata is best-effort; the run's own work must go on
         logger.debug("could not record run metadata %s", sorted(values), exc_info=True)
+
+
+def kitaru_secret_lookup(name: str) -> Mapping[str, str]:
+    """Read the secret ``name`` from the active Kitaru store (raises ``KeyError`` if absent)."""
+    import kitaru  # imported here: importing kitaru costs about two seconds
+
+    try:
+        secret = kitaru.get_secret(name)
+    except Exception as exc:
+        if "not found" in str(exc).lower():
+            raise KeyError(name) from None
+        raise ConfigurationError(
+            f"could not read secret {name!r} from the Kitaru store ({type(exc).__name__}); "
+            "check that the store is initialised (`kitaru init`) or run `bash setup.sh`"
+        ) from exc
+    return {key: value for key, value in secret.values.items() if value is not None}

@@ -20,6 +20,7 @@ from functools import partial
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from agent_harness_platform._kitaru import kitaru_secret_lookup
 from agent_harness_platform.errors import ConfigurationError
 
 __all__ = [
@@ -270,19 +271,3 @@ def resolve_rule(rule: ProxyRule, lookup: SecretLookup | None = None) -> Resolve
     return ResolvedRule(
         name=rule.name, hosts=tuple(rule.hosts), headers=headers, secret_values=frozenset(used)
     )
-
-
-def kitaru_secret_lookup(name: str) -> Mapping[str, str]:
-    """Read the secret ``name`` from the active Kitaru store (raises ``KeyError`` if absent)."""
-    import kitaru  # imported here: importing kitaru costs about two seconds
-
-    try:
-        secret = kitaru.get_secret(name)
-    except Exception as exc:
-        if "not found" in str(exc).lower():
-            raise KeyError(name) from None
-        raise ConfigurationError(
-            f"could not read secret {name!r} from the Kitaru store ({type(exc).__name__}); "
-            "check that the store is initialised (`kitaru init`) or run `bash setup.sh`"
-        ) from exc
-    return {key: value for key, value in secret.values.items() if value is not None}

@@ -19,6 +19,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
 
+from agent_harness_platform._kitaru import kitaru_secret_lookup
 from agent_harness_platform.errors import ConfigurationError, HarnessRuntimeError
 
 __all__ = [
@@ -52,13 +53,6 @@ class ServiceCallError(HarnessRuntimeError):
     def __init__(self, message: str, *, code: ServiceErrorCode, status: int | None = None) -> None:
         super().__init__(message, code=code)
         self.status = status
-
-
-def kitaru_secret_lookup(name: str) -> dict[str, str]:
-    """The default secret lookup: the values of the Kitaru secret ``name``."""
-    import kitaru  # imported on first use: importing kitaru costs about two seconds
-
-    return dict(kitaru.get_secret(name).values)
 
 
 @dataclass(frozen=True, kw_only=True)

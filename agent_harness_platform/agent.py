@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +43,7 @@ class Rails:
     """Called with each skill file the agent reads (recorded in run metadata)."""
     ask: Callable[[str], str] | None = None
     """Asks a person a question and returns the answer (the `ask_question` tool)."""
-    before_service_call: Callable[[str, Any], None] | None = field(default=None)
+    before_service_call: Callable[[str, Any], None] | None = None
     """Hook run with validated service args just before a handler (approval points)."""
 
 

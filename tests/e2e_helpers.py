@@ -14,6 +14,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .conftest import PROJECT_ROOT
 
@@ -217,3 +218,24 @@ def host_user() -> str:
     import pwd
 
     return pwd.getpwuid(os.getuid()).pw_name
+
+
+def execution_record(env: dict[str, str], execution: str) -> dict[str, Any]:
+    """``{"status": ..., "metadata": {...}}`` of a run in the store ``env`` points at."""
+    code = (
+        "import json, sys; from kitaru import KitaruClient; "
+        "e = KitaruClient().executions.get(sys.argv[1]); "
+        "print(json.dumps({'status': str(e.status).rsplit('.', 1)[-1].lower(), "
+        "'metadata': e.metadata}, default=str))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, execution],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    record: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return record

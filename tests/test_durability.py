@@ -16,11 +16,11 @@ SANDBOX = ScriptedSandbox(ANSWERS)
 
 
 @kitaru.flow
-def two_turns(profile: dict, model: str) -> str:
+def two_turns(profile: dict, model: str, strategy: str = "turn") -> str:
     with AgentSession(
         Profile.model_validate(profile),
         model=model,
-        checkpoint_strategy="turn",
+        checkpoint_strategy="calls" if strategy == "calls" else "turn",
         rails=Rails(sandbox=SANDBOX),
     ) as session:
         first = session.turn(TURN_1)
@@ -90,25 +90,12 @@ def test_the_store_is_this_process_own(store_root: Path) -> None:
     assert Path(config.config_directory) != Path.home() / ".config" / "kitaru"
 
 
-@kitaru.flow
-def two_turns_by_calls(profile: dict, model: str) -> str:
-    with AgentSession(
-        Profile.model_validate(profile),
-        model=model,
-        checkpoint_strategy="calls",
-        rails=Rails(sandbox=SANDBOX),
-    ) as session:
-        first = session.turn(TURN_1)
-        second = session.turn(TURN_2, history=first.all_messages())
-    return str(second.output)
-
-
 @pytest.mark.timeout(300)
 def test_calls_strategy_hits_the_cache_across_runs(call_log: Path) -> None:
     """Each model request is its own checkpoint; a second run of the same profile pays none."""
     params = base_profile(name="by-calls").model_dump(mode="json")
-    first = str(two_turns_by_calls.run(profile=params, model="offline").wait())
+    first = str(two_turns.run(profile=params, model="offline", strategy="calls").wait())
     assert paid(call_log) == 6
-    again = str(two_turns_by_calls.run(profile=params, model="offline").wait())
+    again = str(two_turns.run(profile=params, model="offline", strategy="calls").wait())
     assert paid(call_log) == 6, "the calls strategy must hit the cache across runs"
     assert again == first

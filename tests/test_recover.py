@@ -13,24 +13,11 @@ from pathlib import Path
 import pytest
 
 from .conftest import PROJECT_ROOT
-from .e2e_helpers import ahp
+from .e2e_helpers import ahp, execution_record
 
 
 def status(env: dict[str, str], execution: str) -> str:
-    code = (
-        "import sys; from kitaru import KitaruClient; "
-        "print(str(KitaruClient().executions.get(sys.argv[1]).status).rsplit('.', 1)[-1].lower())"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code, execution],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    return out.stdout.strip().splitlines()[-1]
+    return str(execution_record(env, execution)["status"])
 
 
 @pytest.mark.timeout(600)

@@ -7,7 +7,6 @@ holds, so the posts it records can be read across processes.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -16,14 +15,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from mocks.server import MockServices
 
 from .conftest import PROJECT_ROOT
-from .e2e_helpers import ahp, model_calls, prepare_store
+from .e2e_helpers import ahp, execution_record, model_calls, prepare_store
 
 SUFFIX_QUESTION = "What suffix should I add to the summary before publishing?"
 CALLS_BEFORE_THE_QUESTION = 4  # list skills, read skill, lookup_wiki, ask_question
@@ -76,25 +74,6 @@ def wait_for_pending(
     raise AssertionError(f"no pending {kind} within {deadline_s}s; last listing:\n{listing}")
 
 
-def run_metadata(env: dict[str, str], execution: str) -> dict[str, Any]:
-    """The execution-level metadata of a run in the store ``env`` points at."""
-    code = (
-        "import json, sys; from kitaru import KitaruClient; "
-        "print(json.dumps(KitaruClient().executions.get(sys.argv[1]).metadata, default=str))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code, execution],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    metadata: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return metadata
-
-
 @pytest.mark.timeout(900)
 def test_answered_from_another_process_publishes_once_with_the_answer(
     stage: tuple[dict[str, str], MockServices], tmp_path: Path
@@ -133,11 +112,11 @@ def test_answered_from_another_process_publishes_once_with_the_answer(
     assert posts[0]["content"].endswith("Verified by the on-call team.")
     assert f"Published {posts[0]['message_id']} at {posts[0]['posted_at']}: " in output
     assert "[approval] publish_summary approved by on-call" in output
-    approvals = run_metadata(env, execution)["ahp_approvals"]
+    approvals = execution_record(env, execution)["metadata"]["ahp_approvals"]
     (record,) = approvals.values()
     assert record["action"] == "publish_summary"
     assert record["approved"] is True and record["approver"] == "on-call"
-    questions = run_metadata(env, execution)["ahp_questions"]
+    questions = execution_record(env, execution)["metadata"]["ahp_questions"]
     (asked,) = questions.values()
     assert asked["answer"] == "Verified by the on-call team"
     assert model_calls(Path(env["AHP_MODEL_CALL_LOG"])) == CALLS_OF_A_WHOLE_RUN
